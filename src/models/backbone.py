@@ -170,19 +170,23 @@ class WideResNet(nn.Cell):
 
 
 def initialise_randomly(network: nn.Cell, seed: int) -> None:
-    """Deterministic He-normal initialisation (fan-out, as torchvision), BatchNorm at identity.
+    """Deterministic stand-in weights: each layer type's default initialisation, seeded.
 
-    Used when no checkpoint is given: the pipeline then runs end to end with untrained features,
-    which is enough for the generated demo data but not for real inspection.
+    Convolutions get torch's and MindSpore's default (Kaiming-uniform with a = sqrt(5), i.e.
+    uniform in +-1/sqrt(fan_in)), BatchNorm the identity. These weights shrink every residual
+    branch, so the untrained network stays close to its identity paths and its features keep the
+    image's local structure; He initialisation (as for training) lets the residual branches
+    dominate and gives features too chaotic to match across images. Used when no checkpoint is
+    given: enough for the generated demo data, not for real inspection.
     """
     rng = np.random.default_rng(seed)
     for name, param in sorted(network.parameters_and_names(), key=lambda item: item[0]):
         shape = tuple(param.shape)
         if name.endswith(".weight") and len(shape) == 4:
-            fan_out = shape[0] * shape[2] * shape[3]
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_out), size=shape)
+            bound = 1.0 / np.sqrt(shape[1] * shape[2] * shape[3])
+            value = rng.uniform(-bound, bound, size=shape)
         elif name.endswith((".gamma", ".moving_variance")):
             value = np.ones(shape)
-        else:  # beta, moving_mean, conv bias
+        else:  # beta, moving_mean
             value = np.zeros(shape)
         param.set_data(ms.Tensor(value.astype(np.float32)))
