@@ -71,7 +71,7 @@ def category_dir(root: str | Path, category: str) -> Path:
     if not folder.is_dir():
         present = sorted(p.name for p in root.iterdir() if p.is_dir())
         hint = (
-            f"it is an MVTec AD category, so the download may be incomplete"
+            "it is an MVTec AD category, so the download may be incomplete"
             if category in MVTEC_CATEGORIES
             else "check the spelling"
         )

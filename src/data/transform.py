@@ -115,8 +115,8 @@ class Geometry:
                 raise DatasetError(
                     f"crop {self.crop} is larger than the resized image {new_h}x{new_w}."
                 )
-            top = int(round((new_h - self.crop) / 2.0))
-            left = int(round((new_w - self.crop) / 2.0))
+            top = round((new_h - self.crop) / 2.0)
+            left = round((new_w - self.crop) / 2.0)
             out = out[top : top + self.crop, left : left + self.crop]
         return out > 127 if is_bool else np.ascontiguousarray(out)
 
