@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from src.errors import MemoryBankError
+from src.fileio import default_mode
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,12 @@ class MemoryBank:
                 f"a memory bank needs a non-empty (M, D) array; got shape {vectors.shape}."
             )
         self.vectors = vectors
+        # faiss computes |q|^2 - 2 q.b + |b|^2 in float32. Patch features are post-ReLU averages,
+        # far from the origin, so that sum cancels badly; distances do not change under
+        # translation, and searching around the bank's mean keeps the norms small.
+        self._centre = vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
         self._index = faiss.IndexFlatL2(vectors.shape[1])
-        self._index.add(vectors)
+        self._index.add(vectors - self._centre)
 
     @property
     def dim(self) -> int:
@@ -99,7 +104,7 @@ class MemoryBank:
                 f"queries must be (Q, {self.dim}) to match the bank; got shape {queries.shape}."
             )
         k = min(k, len(self))
-        squared, indices = self._index.search(queries, k)
+        squared, indices = self._index.search(queries - self._centre, k)
         # faiss computes |q|^2 - 2 q.b + |b|^2, which can dip below zero by rounding.
         return np.sqrt(np.maximum(squared, 0.0)), indices
 
@@ -116,6 +121,7 @@ class MemoryBank:
         )
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
+            os.chmod(staging, default_mode(directory=True))
             np.save(staging / BANK_FILE, self.vectors)
             (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2), encoding="utf-8")
             _replace_directory(staging, directory)

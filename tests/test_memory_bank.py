@@ -108,3 +108,16 @@ def test_bad_shapes_are_refused():
         MemoryBank(np.zeros((0, 4), np.float32))
     with pytest.raises(MemoryBankError, match=r"\(Q, 16\)"):
         _bank().search(np.zeros((3, 8), np.float32), 1)
+
+
+def test_saved_model_is_readable_by_others_under_the_usual_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        _bank().save(tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "model" / "metadata.json").stat().st_mode) == 0o644
