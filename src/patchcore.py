@@ -231,7 +231,9 @@ class PatchCore:
             extract_seconds,
         )
         coreset = self.config.coreset
-        size = coreset_size(len(features), coreset.ratio, coreset.count)
+        # coreset.count, when set, overrides the ratio (see the config key's documentation).
+        ratio = None if coreset.count is not None else coreset.ratio
+        size = coreset_size(len(features), ratio, coreset.count)
         started = time.perf_counter()
         picks = greedy_coreset(
             features,

@@ -130,3 +130,10 @@ def test_scripts_report_bad_input_in_one_line(tmp_path, capsys):
     assert "no trained model" in capsys.readouterr().err
     assert train_script.main(["coreset.ratio=2"]) == 2
     assert "coreset.ratio must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_coreset_count_overrides_ratio(demo_root, mindspore_runtime):
+    config = _small_config(demo_root, "coreset.count=50")
+    images = sorted((demo_root / "washer" / "train" / "good").glob("*.png"))[:2]
+    model = PatchCore(config).fit(images)
+    assert len(model.bank) == 50 and model.bank.metadata["num_patches"] == 2 * 14 * 14
