@@ -42,9 +42,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from src.errors import ConfigError
+from src.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -430,7 +430,7 @@ def _greedy_coreset_naive(
     sq = _row_sq_norms(prepared)
     min_sq = state.initial.astype(np.float32, copy=True)
     picks = np.empty(size, dtype=np.int64)
-    for step in tqdm(range(size), desc="coreset (naive)", disable=not progress):
+    for step in progress_bar(range(size), desc="coreset (naive)", enabled=progress):
         if step == 0 and state.first is not None:
             pick = state.first
         else:
@@ -871,7 +871,7 @@ class _FastGreedy:
         """Runs ``size`` greedy steps and returns the original indices in selection order."""
         picks = np.empty(self.size, dtype=np.int64)
         next_relayout = _FIRST_RELAYOUT
-        with tqdm(total=self.size, desc="coreset", unit="centre", disable=not progress) as bar:
+        with progress_bar(total=self.size, desc="coreset", unit="centre", enabled=progress) as bar:
             for step in range(self.size):
                 pos = self._next_pick(step)
                 picks[step] = self.centre_orig[step] = self.orig[pos]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from src import runtime
 from src.config import Config, config_from_dict
@@ -32,6 +32,7 @@ from src.data.mvtec import IMAGE_SUFFIXES
 from src.data.transform import Geometry, normalise, read_image
 from src.errors import DatasetError, PatchCoreError
 from src.memory_bank import MemoryBank
+from src.progress import progress_bar
 from src.scoring import Scores, score_features
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,23 @@ def _as_rgb(image: ImageInput) -> np.ndarray:
     if array.shape[2] == 1:
         return np.repeat(array, 3, axis=2)
     return np.ascontiguousarray(array[:, :, :3])
+
+
+def _prefetched(
+    pool: ThreadPoolExecutor, function: Any, items: Sequence[Any], depth: int
+) -> Iterator[Any]:
+    """``map(function, items)`` computed in ``pool`` at most ``depth`` items ahead of the reader.
+
+    Unlike ``pool.map``, which submits everything at once, memory stays bounded by ``depth``
+    prepared images however large the folder.
+    """
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def list_images(source: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -180,9 +198,13 @@ class PatchCore:
         workers = self.config.data.num_workers
         with (
             ThreadPoolExecutor(max_workers=max(workers, 1)) as pool,
-            tqdm(total=len(images), desc=desc, unit="img", leave=False, disable=None) as bar,
+            progress_bar(total=len(images), desc=desc, unit="img", leave=False) as bar,
         ):
-            prepared = pool.map(prepare, images) if workers > 0 else map(prepare, images)
+            prepared = (
+                _prefetched(pool, prepare, images, 2 * batch_size)
+                if workers > 0
+                else map(prepare, images)
+            )
             batch: list[np.ndarray] = []
             for item in prepared:
                 batch.append(item)

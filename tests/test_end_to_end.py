@@ -50,6 +50,11 @@ def test_train_then_eval_scripts_on_generated_data(demo_root, tmp_path, caplog, 
         assert len(pictures) == 6  # evaluation.num_pictures in configs/demo.yaml
     assert (tmp_path / "train_config.yaml").is_file() and (tmp_path / "eval_config.yaml").is_file()
 
+    # --summary-only gathers the per-category results without scoring again.
+    (tmp_path / "results.json").unlink()
+    assert eval_script.main([*args, "--summary-only"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text()) == summary
+
     # A rerun reuses the finished models instead of training again.
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="train"):
