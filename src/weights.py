@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from src.errors import ConfigError, WeightsError
+from src.models import STAGE_NAMES
 
 if TYPE_CHECKING:
     from mindspore import nn
@@ -61,7 +62,6 @@ FORMAT_TORCH_ZIP = "torch-zip"
 FORMAT_TORCH_LEGACY = "torch-legacy"
 FORMAT_SAFETENSORS = "safetensors"
 
-STAGE_NAMES = ("layer1", "layer2", "layer3", "layer4")
 
 _HOW_TO_FIX = (
     "Set backbone.checkpoint to an original WideResNet-50-2 file (torchvision .pth, timm "

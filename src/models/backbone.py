@@ -18,8 +18,7 @@ import numpy as np
 from mindspore import nn
 
 from src.errors import ConfigError
-
-STAGE_NAMES = ("layer1", "layer2", "layer3", "layer4")
+from src.models import STAGE_NAMES
 
 
 def stage_output_size(input_size: int, stage: str) -> int:
