@@ -16,20 +16,17 @@ data_root="$2"
 num_devices="$3"
 shift 3
 
-here="$(cd "$(dirname "$0")/.." && pwd)"
-python_bin="${PYTHON:-python3}"
-[ -x "$here/.venv/bin/python" ] && python_bin="$here/.venv/bin/python"
-cd "$here"
+source "$(dirname "$0")/common.sh"
 
 # Resolved list of categories (the config plus any data.categories override).
-mapfile -t categories < <("$python_bin" -m src.config --config "$config" "$@" \
+mapfile -t categories < <(PYTHONPATH="$repo_root" "$python_bin" -m src.config --config "$config" "$@" \
   | "$python_bin" -c 'import sys, yaml; print("\n".join(yaml.safe_load(sys.stdin)["data"]["categories"]))')
 
 pids=()
 for (( device = 0; device < num_devices; device++ )); do
   (
     for (( i = device; i < ${#categories[@]}; i += num_devices )); do
-      bash scripts/run_standalone_train.sh "$config" "$data_root" "${categories[$i]}" "$device" "$@" \
+      bash "$repo_root/scripts/run_standalone_train.sh" "$config" "$data_root" "${categories[$i]}" "$device" "$@" \
         > /dev/null
     done
   ) &
@@ -42,5 +39,5 @@ done
 if [ "$status" -ne 0 ]; then
   echo "some categories failed; see <output.dir>/logs/<category>.log" >&2
 fi
-"$python_bin" eval.py --config "$config" data.root="$data_root" "$@" --summary-only
+"$python_bin" "$repo_root/eval.py" --config "$config" data.root="$data_root" "$@" --summary-only
 exit "$status"

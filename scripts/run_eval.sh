@@ -17,8 +17,5 @@ if [ "$#" -gt 0 ] && [[ "$1" != *=* ]]; then
   shift
 fi
 
-here="$(cd "$(dirname "$0")/.." && pwd)"
-python_bin="${PYTHON:-python3}"
-[ -x "$here/.venv/bin/python" ] && python_bin="$here/.venv/bin/python"
-cd "$here"
-"$python_bin" eval.py --config "$config" "${overrides[@]}" "$@"
+source "$(dirname "$0")/common.sh"
+"$python_bin" "$repo_root/eval.py" --config "$config" "${overrides[@]}" "$@"

@@ -17,9 +17,7 @@ category="$3"
 device_id="${4:-0}"
 shift $(( $# < 4 ? $# : 4 ))
 
-here="$(cd "$(dirname "$0")/.." && pwd)"
-python_bin="${PYTHON:-python3}"
-[ -x "$here/.venv/bin/python" ] && python_bin="$here/.venv/bin/python"
+source "$(dirname "$0")/common.sh"
 [ -f "$config" ] || { echo "config file $config does not exist" >&2; exit 2; }
 [ -d "$data_root/$category" ] || { echo "no folder $data_root/$category" >&2; exit 2; }
 
@@ -31,8 +29,7 @@ mkdir -p "$output_dir/logs"
 log="$output_dir/logs/$category.log"
 
 overrides=(data.root="$data_root" data.categories="[$category]" runtime.device_id="$device_id" "$@")
-cd "$here"
 {
-  "$python_bin" train.py --config "$config" "${overrides[@]}"
-  "$python_bin" eval.py --config "$config" "${overrides[@]}"
+  "$python_bin" "$repo_root/train.py" --config "$config" "${overrides[@]}"
+  "$python_bin" "$repo_root/eval.py" --config "$config" "${overrides[@]}"
 } 2>&1 | tee "$log"
