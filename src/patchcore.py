@@ -120,6 +120,7 @@ class PatchCore:
         self._network: Any = None
         self.weights_fingerprint: str | None = None
         self.weights_source: str | None = None
+        self.weights_file: dict[str, Any] | None = None
 
     # ----------------------------------------------------------------------------- network
     @property
@@ -143,6 +144,12 @@ class PatchCore:
             report = load_backbone_weights(backbone, checkpoint)
             self.weights_source = str(Path(checkpoint).name)
             self.weights_fingerprint = report.fingerprint
+            self.weights_file = {
+                "path": str(report.path),
+                "format": report.format,
+                "sha256": report.sha256,
+                "release": report.release,
+            }
         else:
             initialise_randomly(backbone, self.config.backbone.seed)
             self.weights_source = f"random initialisation (seed {self.config.backbone.seed})"
@@ -273,6 +280,7 @@ class PatchCore:
                 "config": self.config.to_dict(),
                 "weights_source": self.weights_source,
                 "weights_fingerprint": self.weights_fingerprint,
+                "weights_file": self.weights_file,
                 "feature_dim": network.feature_dim,
                 "grid_hw": list(network.grid_hw),
                 "image_hw": list(self.geometry.output_hw),
@@ -335,12 +343,18 @@ class PatchCore:
 
         Args:
             directory: a folder written by :meth:`save`.
-            config: the configuration to score with; None uses the one saved with the bank.
+            config: the configuration to score with; None uses the one saved with the bank,
+                with the default runtime (CPU) instead of the training machine's device.
                 Scoring and output keys may differ from training; the feature pipeline and the
                 backbone weights must match, else MemoryBankError says what differs.
         """
         bank = MemoryBank.load(directory)
-        model = cls(config or config_from_dict(bank.metadata["config"]))
+        if config is None:
+            # The saved settings, but this process's device: runtime keys do not affect the bank,
+            # and a model trained on an Ascend server must load on a laptop CPU.
+            config = config_from_dict(bank.metadata["config"])
+            config.runtime = Config().runtime
+        model = cls(config)
         model.use_bank(bank)
         return model
 

@@ -100,6 +100,7 @@ def test_save_then_load_gives_identical_scores(fitted, demo_root, tmp_path):
     before = model.predict(test_images)
     model.save(tmp_path / "model")
     loaded = PatchCore.load(tmp_path / "model")
+    assert loaded.config.runtime == model.config.runtime.__class__()  # this machine's defaults
     after = loaded.predict(test_images)
     assert np.array_equal(before.image_scores, after.image_scores)
     assert np.array_equal(before.anomaly_maps, after.anomaly_maps)
