@@ -16,7 +16,6 @@ Exit status: 0 on success, 1 with one line on stderr when the input cannot be co
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from src.errors import PatchCoreError  # noqa: E402
+from src.cli import run, setup_logging  # noqa: E402
 from src.weights import STAGE_NAMES, convert_weights  # noqa: E402
 
 
@@ -50,15 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the conversion; returns the exit status (argparse exits with 2 on bad arguments)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    """Run the conversion; returns the exit status (2 on bad arguments or an unreadable file)."""
+
+    def body(arguments: Sequence[str] | None) -> int:
+        args = build_parser().parse_args(arguments)
+        setup_logging()
         convert_weights(args.input, args.output, layers=tuple(args.layers))
-    except PatchCoreError as exc:
-        print(f"convert_weights: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run(body, argv)
 
 
 if __name__ == "__main__":

@@ -245,10 +245,10 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     }
     assert _read(tmp_path / "tiles" / "test" / "crack" / "000.png").shape == (64, 64)
 
-    assert main([*argv, "--seed", "4"]) == 1  # stamp mismatch without --overwrite
+    assert main([*argv, "--seed", "4"]) == 2  # stamp mismatch without --overwrite
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--overwrite" in err and "\n" not in err
     assert main([*argv, "--seed", "4", "--overwrite"]) == 0
 
-    assert main(["--root", str(tmp_path), "--categories", "nope"]) == 1
+    assert main(["--root", str(tmp_path), "--categories", "nope"]) == 2
     assert "valid categories are" in capsys.readouterr().err

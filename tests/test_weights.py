@@ -359,7 +359,7 @@ def test_convert_script(tmp_path, capsys):
     with pytest.raises(WeightsError, match=r"layer2\.0\.conv1\.weight"):
         weights.load_backbone_weights(tiny_network(), shallow)
 
-    assert convert_main([str(tmp_path / "absent.pth"), str(tmp_path / "x.ckpt")]) == 1
+    assert convert_main([str(tmp_path / "absent.pth"), str(tmp_path / "x.ckpt")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         convert_main([str(ZIP), str(out), "--layers", "layer9"])

@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from src.cli import run, setup_logging
 from src.errors import ConfigError, DatasetError, PatchCoreError
 
 logger = logging.getLogger(__name__)
@@ -1020,11 +1021,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 on a dataset or configuration error (reported as one line on stderr).
+        0 on success, 2 on a dataset or configuration error (reported as one line on stderr).
     """
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+
+    def body(arguments: Sequence[str] | None) -> int:
+        args = _parser().parse_args(arguments)
+        setup_logging()
         spec = SyntheticSpec(
             image_size=args.image_size,
             num_train=args.num_train,
@@ -1033,10 +1035,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         generate_dataset(args.root, args.categories, spec, overwrite=args.overwrite)
-    except PatchCoreError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 1
-    return 0
+        return 0
+
+    return run(body, argv)
 
 
 if __name__ == "__main__":
