@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from PIL import Image
 
 from src import cli
 from src.config import Config, add_config_arguments, load_config
@@ -43,7 +44,16 @@ def load_masks(samples: Sequence[Sample], model: PatchCore) -> np.ndarray | None
     masks = np.zeros((len(samples), height, width), dtype=bool)
     for index, sample in enumerate(samples):
         if sample.mask_path is not None:
-            masks[index] = model.geometry.apply(read_mask(sample.mask_path), nearest=True)
+            mask = read_mask(sample.mask_path)
+            with Image.open(sample.path) as image:  # reads the header only
+                image_hw = (image.height, image.width)
+            if mask.shape != image_hw:
+                raise DatasetError(
+                    f"mask {sample.mask_path} is {mask.shape[1]}x{mask.shape[0]} but its image "
+                    f"{sample.path} is {image_hw[1]}x{image_hw[0]}; a mask must have its image's "
+                    "size, or the pixel metrics compare misaligned pixels."
+                )
+            masks[index] = model.geometry.apply(mask, nearest=True)
     return masks
 
 

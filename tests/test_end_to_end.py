@@ -143,3 +143,21 @@ def test_coreset_count_overrides_ratio(demo_root, mindspore_runtime):
     images = sorted((demo_root / "washer" / "train" / "good").glob("*.png"))[:2]
     model = PatchCore(config).fit(images)
     assert len(model.bank) == 50 and model.bank.metadata["num_patches"] == 2 * 14 * 14
+
+
+def test_mask_of_another_size_is_refused(demo_root, tmp_path):
+    import shutil
+
+    import cv2
+
+    from eval import load_masks
+    from src.data.mvtec import list_test
+    from src.errors import DatasetError
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root / "washer", root / "washer")
+    samples = list_test(root, "washer")
+    defective = next(s for s in samples if s.mask_path is not None)
+    cv2.imwrite(str(defective.mask_path), np.zeros((100, 120), np.uint8))
+    with pytest.raises(DatasetError, match="120x100 but its image"):
+        load_masks(samples, PatchCore(load_config(None)))
