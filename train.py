@@ -38,10 +38,11 @@ def _reusable(model: PatchCore, directory: Path) -> bool:
     if not (directory / "metadata.json").is_file():
         return False
     existing = MemoryBank.load(directory)
+    wanted = model.config.to_dict()
     try:
-        existing.check_compatible(model.config.to_dict(), model.weights_fingerprint or "")
+        existing.check_compatible(wanted, model.weights_fingerprint or "")
         saved = existing.metadata["config"]["coreset"]
-        if saved != model.config.to_dict()["coreset"]:
+        if saved != wanted["coreset"]:
             raise MemoryBankError(f"coreset settings differ: bank {saved}")
     except MemoryBankError as error:
         raise MemoryBankError(

@@ -174,10 +174,11 @@ class MemoryBank:
         saved = self.metadata.get("config")
         if saved is None:
             raise MemoryBankError("the memory bank has no saved config; train it again.")
+        wanted = feature_settings(config)
         differences = [
-            f"{key}: bank {value!r}, config {feature_settings(config)[key]!r}"
+            f"{key}: bank {value!r}, config {wanted[key]!r}"
             for key, value in feature_settings(saved).items()
-            if feature_settings(config)[key] != value
+            if wanted[key] != value
         ]
         if self.metadata.get("weights_fingerprint") != weights_fingerprint:
             differences.append(

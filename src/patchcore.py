@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,18 @@ def _prefetched(
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of ``size`` items; the last one may be shorter."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def list_images(source: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -212,15 +224,7 @@ class PatchCore:
                 if workers > 0
                 else map(prepare, images)
             )
-            batch: list[np.ndarray] = []
-            for item in prepared:
-                batch.append(item)
-                if len(batch) == batch_size:
-                    stacked = np.stack(batch)
-                    yield stacked, self.embed(stacked)
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
+            for batch in _batches(prepared, batch_size):
                 stacked = np.stack(batch)
                 yield stacked, self.embed(stacked)
                 bar.update(len(batch))

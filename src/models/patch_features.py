@@ -72,10 +72,10 @@ def patch_pool_kernel(channels: int, bins: int, patch_size: int) -> tuple[np.nda
     indices, weights = adaptive_pool_tables(channels * window, bins)
     in_per_group, out_per_group = channels // groups, bins // groups
     kernel = np.zeros((bins, in_per_group * window), dtype=np.float32)
+    out = np.arange(bins)
+    group_start = (out // out_per_group) * in_per_group * window  # first value of each bin's group
     for index, weight in zip(indices, weights):
-        out = np.arange(bins)
-        local = index - (out // out_per_group) * in_per_group * window
-        np.add.at(kernel, (out, local), weight)
+        np.add.at(kernel, (out, index - group_start), weight)
     return kernel.reshape(bins, in_per_group, patch_size, patch_size), groups
 
 
